@@ -297,6 +297,15 @@ class EdgeSettings(Model):
         return NodePorts._in_range(port)
 
     @model_validator(mode="after")
+    def _buffer_quorum(self) -> EdgeSettings:
+        if self.buffer.enabled and self.replicas == 2:
+            raise ValueError(
+                "edge.replicas 2 cannot keep the buffer's JetStream quorum when one server "
+                "is lost; use 1 or 3"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _buffer_needs_host(self) -> EdgeSettings:
         if self.buffer.enabled and not self.public_host:
             raise ValueError(
@@ -381,7 +390,9 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return path.lstrip(".")
 
 
-def format_validation_error(error: ValidationError, stack: str) -> str:
+def format_validation_error(
+    error: ValidationError, stack: str, secret_keys: frozenset[str] = frozenset()
+) -> str:
     """One readable line per problem: ``ops-nats:hub.nodePorts.client = 80: <reason>``."""
     lines = [f"stack {stack!r} has invalid configuration:"]
     for problem in error.errors():
@@ -393,16 +404,20 @@ def format_validation_error(error: ValidationError, stack: str) -> str:
         elif problem["type"] == "missing":
             message = "required key is missing; set it in the stack file"
         value = problem.get("input")
-        if key and problem["type"] not in {"missing"} and not isinstance(value, dict | list):
-            shown += f" = {value!r}"
+        if key and problem["type"] != "missing" and not isinstance(value, dict | list):
+            secret = f"{PROJECT}:{key.split('.')[0]}" in secret_keys
+            shown += " = [secret]" if secret else f" = {value!r}"
         lines.append(f"  {shown}: {message}")
     return "\n".join(lines)
 
 
-def load_settings(config: Mapping[str, Any], stack: str) -> StackSettings:
+def load_settings(
+    config: Mapping[str, Any], stack: str, *, secret_keys: set[str] | frozenset[str] = frozenset()
+) -> StackSettings:
     """Validate a stack's ``ops-nats:*`` config (namespace prefix optional) for ``stack``.
 
-    Values may be the JSON strings Pulumi hands a program for structured keys.
+    Values may be the JSON strings Pulumi hands a program for structured keys. Values of
+    ``secret_keys`` are never echoed in error messages.
     """
     raw: dict[str, Any] = {}
     for key, value in config.items():
@@ -412,11 +427,11 @@ def load_settings(config: Mapping[str, Any], stack: str) -> StackSettings:
         raw[name] = _decode(value)
     edge = raw.get("edge")
     if raw.get("role") == "edge" and isinstance(edge, dict):
-        edge.setdefault("serverName", stack)
+        raw["edge"] = {"serverName": stack, **edge}
     try:
         return StackSettings.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, stack)) from None
+        raise ConfigError(format_validation_error(error, stack, frozenset(secret_keys))) from None
 
 
 def _decode(value: Any) -> Any:
