@@ -138,6 +138,7 @@ def run_program(
     runtime_settings.ROOT.set(None)  # else the previous run's stack outputs linger
     pulumi.runtime.set_mocks(mocks, project="ops-nats", stack=stack, preview=False)
     runtime_settings.SETTINGS.rpc_manager.clear()
+    runtime_settings.SETTINGS.outputs.clear()
     resolved: dict[str, StackOutput] = {}
 
     async def resolve(outputs: dict[str, Any]) -> None:
@@ -153,6 +154,11 @@ def run_program(
     try:
         _sync_await(run_pulumi_func(program))
     finally:
+        # A failed program leaves registrations pending; end them on this loop, not later.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
         asyncio.set_event_loop(None)
     return ProgramRun(mocks.resources, resolved, mocks.passwords)

@@ -10,6 +10,7 @@ import json
 from functools import cache
 from typing import Any
 
+import pulumi
 import pytest
 
 from components import credentials as creds
@@ -254,3 +255,16 @@ def test_edge_not_listed_on_the_hub_fails_with_the_fix() -> None:
     config = {**stack_config("edge-b"), "ops-nats:edge": {"hubStack": "organization/ops-nats/hub"}}
     with pytest.raises(Exception, match="not in the hub's edges"):
         edge_run("edge-c", config)
+
+
+def test_bad_stack_file_fails_before_any_resource_with_the_message() -> None:
+    config = {**stack_config("hub"), "ops-nats:hub": {"publicHost": "h", "replicas": 2}}
+    with pytest.raises(pulumi.RunError, match=r"stream\.replicas 3 is more than") as raised:
+        run_program("hub", config)
+    assert "ops-nats" in str(raised.value)
+
+
+def test_misspelt_top_level_key_fails_the_program() -> None:
+    config = {**stack_config("hub"), "ops-nats:strem": {"replicas": 1}}
+    with pytest.raises(pulumi.RunError, match="ops-nats:strem: unknown key"):
+        run_program("hub", config)
