@@ -172,11 +172,26 @@ def _common(
             "env": creds.secret_env(creds.secret_name(settings.release_name), env),
         },
         "reloader": {"enabled": True, "image": _image(images.reloader)},
-        "natsBox": {"container": {"image": _image(images.nats_box)}},
+        "natsBox": {
+            "container": {
+                "image": _image(images.nats_box),
+                # The runbook's daily commands run in nats-box: `nats sub "ops.>"` works as
+                # app out of the box; admin commands add --user admin --password $ADMIN_PASSWORD.
+                "env": {
+                    "NATS_USER": creds.APP.user,
+                    "NATS_PASSWORD": _secret_key(settings.release_name, creds.APP.env),
+                    creds.ADMIN.env: _secret_key(settings.release_name, creds.ADMIN.env),
+                },
+            }
+        },
         "podTemplate": {
             "merge": {"metadata": {"annotations": {"ops-nats/credentials-rotation": rotation}}}
         },
     }
+
+
+def _secret_key(release_name: str, key: str) -> dict[str, object]:
+    return creds.secret_key_ref(creds.secret_name(release_name), key)
 
 
 def _image(image: Any) -> dict[str, str]:

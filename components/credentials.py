@@ -84,4 +84,8 @@ def remote_url(leafnode_url: str, user: str, password: str) -> str:
 
 def secret_env(secret: str, names: list[str]) -> dict[str, dict[str, object]]:
     """``container.env`` entries that load each variable from the Secret key of that name."""
-    return {name: {"valueFrom": {"secretKeyRef": {"name": secret, "key": name}}} for name in names}
+    return {name: secret_key_ref(secret, name) for name in names}
+
+
+def secret_key_ref(secret: str, key: str) -> dict[str, object]:
+    return {"valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}

@@ -41,10 +41,12 @@ class NatsCredentials(pulumi.ComponentResource):
         for credential in args.credentials:
             password = random.RandomPassword(
                 f"{name}-{credential.user}",
-                # Alphanumeric: the password is expanded unquoted by the NATS config
-                # parser and embedded in leafnode URLs, where symbols would need escaping.
+                # Letters only: NATS expands `$VAR` as an unquoted config token, so a value
+                # like "5G14..." parses as a size and the server refuses its config
+                # (about 1 in 170 alphanumeric passwords). 52^32 is still ample.
                 length=PASSWORD_LENGTH,
                 special=False,
+                numeric=False,
                 keepers={"rotation": args.rotation},
                 opts=ResourceOptions(parent=self),
             )

@@ -362,6 +362,11 @@ class StackSettings(Model):
                 f"stream.replicas {self.stream.replicas} is more than hub.replicas "
                 f"{hub.replicas}; lower stream.replicas or add hub servers"
             )
+        if self.release_name in {e.name for e in hub.edges}:
+            raise ValueError(
+                f"hub.edges lists {self.release_name!r}, the hub's own cluster name (its "
+                "releaseName); a leaf with the hub's cluster name is refused: rename the edge"
+            )
         if hub.replicas == 2:
             raise ValueError(
                 "hub.replicas 2 cannot keep a JetStream quorum when one server is lost; "

@@ -210,3 +210,7 @@ def test_edge_buffering_must_match_the_hub_list() -> None:
 def test_two_server_buffered_edge_cannot_keep_a_quorum() -> None:
     edge = {"hubStack": "o/p/hub", "publicHost": "e", "replicas": 2, "buffer": {"enabled": True}}
     assert "use 1 or 3" in error_for({**EDGE, "ops-nats:edge": edge}, "e")
+
+
+def test_an_edge_named_like_the_hub_cluster_is_refused() -> None:
+    assert "rename the edge" in error_for(hub_with(hub={"edges": ["nats"]}))

@@ -108,7 +108,9 @@ def test_hub_generates_a_password_per_user_rotated_by_config() -> None:
         f"ops-nats-credentials-{c.user}" for c in creds.HUB_CREDENTIALS
     )
     for password in passwords:
-        assert password.inputs["length"] == 32 and password.inputs["special"] is False
+        assert password.inputs["length"] == 32
+        # Letters only: a password NATS would lex as a number or size breaks the config.
+        assert password.inputs["special"] is False and password.inputs["numeric"] is False
         assert password.inputs["keepers"] == {"rotation": "1"}
 
 
@@ -268,3 +270,13 @@ def test_misspelt_top_level_key_fails_the_program() -> None:
     config = {**stack_config("hub"), "ops-nats:strem": {"replicas": 1}}
     with pytest.raises(pulumi.RunError, match="ops-nats:strem: unknown key"):
         run_program("hub", config)
+
+
+def test_nats_box_logs_in_as_app_with_the_generated_password() -> None:
+    """The runbook's `nats sub "ops.>"` in nats-box needs credentials; none are typed."""
+    env = hub_run().one(CHART).inputs["values"]["natsBox"]["container"]["env"]
+    assert env["NATS_USER"] == "app"
+    assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "nats-credentials",
+        "key": "APP_PASSWORD",
+    }
