@@ -48,20 +48,33 @@ async def connected(target: Target) -> AsyncIterator[Client]:
     """A connection, retried until ``target.timeout``: a fresh hub takes a while to come up."""
     deadline = time.monotonic() + target.timeout
     last_error: Exception | None = None
+    attempt_errors: list[Exception] = []
+
+    async def remember(error: Exception) -> None:
+        # failures are retried and reported below, not dumped
+        attempt_errors.append(error)
+
     while True:
+        attempt_errors.clear()
         try:
-            client = await nats.connect(
-                servers=list(target.servers),
-                user=target.user,
-                password=target.password,
-                connect_timeout=min(5.0, max(0.5, deadline - time.monotonic())),
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                error_cb=_quiet,  # failures are retried and reported below, not dumped
+            # nats-py 2.x retries a refused server forever when max_reconnect_attempts is 0;
+            # only wait_for bounds the attempt.
+            client = await asyncio.wait_for(
+                nats.connect(
+                    servers=list(target.servers),
+                    user=target.user,
+                    password=target.password,
+                    connect_timeout=min(5.0, max(0.5, deadline - time.monotonic())),
+                    allow_reconnect=False,
+                    max_reconnect_attempts=0,
+                    error_cb=remember,
+                ),
+                timeout=max(0.5, deadline - time.monotonic()),
             )
             break
         except Exception as error:  # nats-py raises several unrelated types here
-            last_error = error
+            timed_out = isinstance(error, asyncio.TimeoutError) and attempt_errors
+            last_error = attempt_errors[-1] if timed_out else error
             if "Authorization" in str(error) or "authorization" in str(error):
                 raise JetStreamError(
                     f"NATS at {target.describe()} refused the credentials: {error}; "
@@ -91,7 +104,7 @@ async def api(
 ) -> dict[str, Any] | None:
     """One JetStream API request; returns None for a missing stream if ``allow_missing``."""
     subject = f"{target.api_prefix}.{verb}"
-    payload = json.dumps(body).encode() if body is not None else b""
+    payload = json.dumps(wire_numbers(body)).encode() if body is not None else b""
     deadline = time.monotonic() + min(target.timeout, 60.0)
     while True:
         try:
@@ -123,6 +136,21 @@ async def api(
     return response
 
 
+def wire_numbers(value: Any) -> Any:
+    """Integral floats back to ints, recursively.
+
+    Inputs reach a dynamic provider through protobuf Structs, where every number is a
+    float; the JetStream API (Go) refuses ``3.0`` for an int field as invalid JSON.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: wire_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wire_numbers(v) for v in value]
+    return value
+
+
 async def stream_info(target: Target, name: str) -> dict[str, Any] | None:
     """The live stream (config and state), or None when it does not exist."""
     async with connected(target) as client:
@@ -152,10 +180,6 @@ async def delete_stream(target: Target, name: str) -> bool:
     async with connected(target) as client:
         response = await api(client, target, f"STREAM.DELETE.{name}", allow_missing=True)
         return response is not None
-
-
-async def _quiet(_error: Exception) -> None:
-    return None
 
 
 def run(coroutine: Any) -> Any:

@@ -68,7 +68,6 @@ def changed_keys(desired: dict[str, Any], live: dict[str, Any]) -> list[str]:
     return sorted(k for k, v in desired.items() if _normal(live.get(k)) != _normal(v))
 
 
-
 def _normal(value: Any) -> Any:
     # The server omits false flags and empty strings (e.g. a source's empty deliver prefix).
     if value is None or value is False or value == "":
