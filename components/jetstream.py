@@ -18,6 +18,7 @@ import nats
 from nats.aio.client import Client
 
 STREAM_NOT_FOUND = 10059
+NO_SUITABLE_PEERS = 10005
 
 
 class JetStreamError(RuntimeError):
@@ -109,7 +110,8 @@ async def api(
     while True:
         try:
             reply = await client.request(subject, payload, timeout=5.0)
-            break
+            if not _placement_pending(reply.data) or time.monotonic() >= deadline:
+                break
         except nats.errors.NoRespondersError:
             # JetStream is still electing its meta leader after a (re)start.
             if time.monotonic() >= deadline:
@@ -129,11 +131,27 @@ async def api(
     if error:
         if allow_missing and error.get("err_code") == STREAM_NOT_FOUND:
             return None
+        if error.get("err_code") == NO_SUITABLE_PEERS:
+            raise JetStreamError(
+                f"JetStream refused {verb} at {target.describe()}: {error.get('description')}; "
+                "a server is missing from the JetStream cluster (`nats server report "
+                "jetstream` as admin shows which): restart that server or pod and retry"
+            )
         raise JetStreamError(
             f"JetStream refused {verb} at {target.describe()}: {error.get('description')} "
             f"(code {error.get('err_code')})"
         )
     return response
+
+
+def _placement_pending(data: bytes) -> bool:
+    # Right after the servers start, the meta leader may not yet have heard every
+    # server's resources; a replicated stream's placement succeeds a moment later.
+    try:
+        error = json.loads(data).get("error") or {}
+    except (ValueError, AttributeError):
+        return False
+    return error.get("err_code") == NO_SUITABLE_PEERS
 
 
 def wire_numbers(value: Any) -> Any:

@@ -53,7 +53,6 @@ DEFAULT_TIMEOUT = 60.0
 _POLL = 0.2
 _USERS = {"app": creds.APP, "admin": creds.ADMIN}
 _LEAF_ACCOUNTS = sorted(r.account for r in creds.EDGE_REMOTES)
-_NO_PEERS = "(code 10005)"  # JSClusterNoPeersErr: "no suitable peers for placement"
 
 
 class BootError(RuntimeError):
@@ -267,18 +266,10 @@ class Topology:
                 target = self.target(server.name, "app", timeout=self.timeout)
                 _run(jetstream.create_stream(target, config))
         self._say(f"declaring stream {self.plan.stream['name']!r} on the hub")
-        target = self.hub_target("app", timeout=self.timeout)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                _run(jetstream.create_stream(target, self.plan.stream))
-                return
-            except jetstream.JetStreamError as error:
-                # Right after an election the meta leader may not have heard every
-                # server's JetStream resources yet; placement succeeds a moment later.
-                if _NO_PEERS not in str(error) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.5)
+        # components.jetstream waits out a placement that is pending right after boot.
+        _run(
+            jetstream.create_stream(self.hub_target("app", timeout=self.timeout), self.plan.stream)
+        )
 
     # ------------------------------------------------------------------ internals
 
