@@ -102,7 +102,10 @@ def edge_values(settings: StackSettings, hub: HubFacts) -> dict[str, Any]:
             "enabled": True,
             "port": LEAFNODE_PORT,
             "merge": {
-                "remotes": edge_remotes(buffered=buffer.enabled, subjects=hub.stream_subjects)
+                # An edge only dials out; its listener (which the chart opens whenever
+                # leafnodes are enabled) has no leaf users, so keep it off the network.
+                "host": "127.0.0.1",
+                "remotes": edge_remotes(buffered=buffer.enabled, subjects=hub.stream_subjects),
             },
         },
         "merge": accounts(app_jetstream=buffer.enabled),
@@ -112,7 +115,9 @@ def edge_values(settings: StackSettings, hub: HubFacts) -> dict[str, Any]:
     env = [c.env for c in creds.EDGE_CREDENTIALS] + [r.env for r in creds.EDGE_REMOTES]
     # The edge's pods must roll when its own or the hub's passwords rotate.
     rotation = f"{settings.credentials_rotation}/{hub.credentials_rotation}"
-    return _common(settings, config, env, rotation=rotation)
+    values = _common(settings, config, env, rotation=rotation)
+    values["service"] = {"ports": {"leafnodes": {"enabled": False}}}
+    return values
 
 
 def _user(credential: creds.Credential) -> dict[str, str]:

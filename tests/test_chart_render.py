@@ -395,6 +395,15 @@ def test_edge_joins_the_hub_with_one_remote_per_account(stack: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("stack", EDGES)
+def test_edge_accepts_no_leaf_connections_from_the_network(stack: str) -> None:
+    """Edges only dial out; their leaf listener has no users, so it stays on loopback."""
+    rendered = render_stack(stack)
+    assert rendered.conf["leafnodes"]["host"] == "127.0.0.1"
+    ports = [p["name"] for p in rendered.one("Service", "nats")["spec"]["ports"]]
+    assert "leafnodes" not in ports and "nats" in ports
+
+
 @pytest.mark.parametrize("stack", BUFFERED_EDGES)
 def test_buffered_edge_keeps_events_in_its_own_jetstream_domain_on_a_pvc(stack: str) -> None:
     settings = settings_of(stack)
