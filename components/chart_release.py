@@ -2,13 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi_kubernetes as k8s
-from pulumi import Input, Resource, ResourceOptions
+from pulumi import Input, Output, Resource, ResourceOptions
 
 from components.chart_values import nodeport_service_spec
+from components.credentials import Credential
+from components.nats_credentials import NatsCredentials, NatsCredentialsArgs
 from components.settings import StackSettings
+
+
+@dataclass
+class Release:
+    """What a stack's NATS release gives the rest of its component."""
+
+    namespace: Output[str]
+    passwords: dict[str, Output[str]]
+    chart: k8s.helm.v4.Chart
+
+
+def release(
+    name: str,
+    settings: StackSettings,
+    values: Input[dict[str, Any]],
+    credentials: Sequence[Credential],
+    parent: Resource,
+    extra_secret_data: Mapping[str, Input[str]] | None = None,
+) -> Release:
+    """Namespace, generated passwords in their Secret, and the chart that reads them."""
+    ns = namespace(name, settings, parent)
+    secret = NatsCredentials(
+        f"{name}-credentials",
+        NatsCredentialsArgs(
+            namespace=ns.metadata.name,
+            release_name=settings.release_name,
+            credentials=credentials,
+            rotation=settings.credentials_rotation,
+            extra_secret_data=extra_secret_data or {},
+        ),
+        opts=ResourceOptions(parent=parent),
+    )
+    nats_chart = chart(
+        name,
+        settings,
+        values,
+        ns.metadata.name,
+        # Pods read the Secret at start: it must exist before the StatefulSet does.
+        ResourceOptions(parent=parent, depends_on=[secret]),
+    )
+    return Release(ns.metadata.name, secret.passwords, nats_chart)
 
 
 def namespace(name: str, settings: StackSettings, parent: Resource) -> k8s.core.v1.Namespace:

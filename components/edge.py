@@ -11,7 +11,6 @@ from pulumi import Output, ResourceOptions
 from components import chart_release
 from components import credentials as creds
 from components.chart_values import CLIENT_PORT, HubFacts, edge_values
-from components.nats_credentials import NatsCredentials, NatsCredentialsArgs
 from components.settings import StackSettings
 from components.stream_config import edge_buffer_stream_config
 from components.stream_resource import JetStreamStream, JetStreamStreamArgs
@@ -86,24 +85,8 @@ class NatsEdge(pulumi.ComponentResource):
             )
             for remote in creds.EDGE_REMOTES
         }
-        namespace = chart_release.namespace(name, settings, self)
-        credentials = NatsCredentials(
-            f"{name}-credentials",
-            NatsCredentialsArgs(
-                namespace=namespace.metadata.name,
-                release_name=settings.release_name,
-                credentials=creds.EDGE_CREDENTIALS,
-                rotation=settings.credentials_rotation,
-                extra_secret_data=remote_urls,
-            ),
-            opts=ResourceOptions(parent=self),
-        )
-        chart = chart_release.chart(
-            name,
-            settings,
-            values,
-            namespace.metadata.name,
-            ResourceOptions(parent=self, depends_on=[credentials]),
+        nats = chart_release.release(
+            name, settings, values, creds.EDGE_CREDENTIALS, self, extra_secret_data=remote_urls
         )
 
         client_url: str | None = None
@@ -113,7 +96,7 @@ class NatsEdge(pulumi.ComponentResource):
                 name,
                 settings,
                 {"nats": (CLIENT_PORT, edge.client_node_port)},
-                namespace.metadata.name,
+                nats.namespace,
                 self,
             )
             if edge.buffer.enabled:
@@ -122,7 +105,7 @@ class NatsEdge(pulumi.ComponentResource):
                     JetStreamStreamArgs(
                         servers=[client_url],
                         user=creds.APP.user,
-                        password=credentials.passwords[creds.APP.key],
+                        password=nats.passwords[creds.APP.key],
                         config=Output.all(
                             hub.require_output("streamName"), hub.require_output("streamSubjects")
                         ).apply(
@@ -131,13 +114,13 @@ class NatsEdge(pulumi.ComponentResource):
                             )
                         ),
                     ),
-                    opts=ResourceOptions(parent=self, depends_on=[chart, service]),
+                    opts=ResourceOptions(parent=self, depends_on=[nats.chart, service]),
                 )
 
         self.server_name = Output.from_input(edge_name)
         self.hub_leafnode_url = leafnode_url
         self.client_url = Output.from_input(client_url)
-        self.passwords = credentials.passwords
+        self.passwords = nats.passwords
         self.register_outputs(self.stack_outputs())
 
     def stack_outputs(self) -> dict[str, Output[object]]:

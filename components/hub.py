@@ -10,7 +10,6 @@ from pulumi import Output, ResourceOptions
 from components import chart_release
 from components import credentials as creds
 from components.chart_values import CLIENT_PORT, LEAFNODE_PORT, hub_values
-from components.nats_credentials import NatsCredentials, NatsCredentialsArgs
 from components.settings import StackSettings
 from components.stream_config import hub_stream_config
 from components.stream_resource import JetStreamStream, JetStreamStreamArgs
@@ -38,23 +37,8 @@ class NatsHub(pulumi.ComponentResource):
         hub = settings.hub
         assert hub is not None, "NatsHub needs role hub (checked by the settings)"
 
-        namespace = chart_release.namespace(name, settings, self)
-        credentials = NatsCredentials(
-            f"{name}-credentials",
-            NatsCredentialsArgs(
-                namespace=namespace.metadata.name,
-                release_name=settings.release_name,
-                credentials=creds.HUB_CREDENTIALS,
-                rotation=settings.credentials_rotation,
-            ),
-            opts=ResourceOptions(parent=self),
-        )
-        chart = chart_release.chart(
-            name,
-            settings,
-            hub_values(settings),
-            namespace.metadata.name,
-            ResourceOptions(parent=self, depends_on=[credentials]),
+        nats = chart_release.release(
+            name, settings, hub_values(settings), creds.HUB_CREDENTIALS, self
         )
         service = chart_release.nodeport_service(
             name,
@@ -63,7 +47,7 @@ class NatsHub(pulumi.ComponentResource):
                 "nats": (CLIENT_PORT, hub.node_ports.client),
                 "leafnodes": (LEAFNODE_PORT, hub.node_ports.leafnodes),
             },
-            namespace.metadata.name,
+            nats.namespace,
             self,
         )
         client_url = f"nats://{hub.public_host}:{hub.node_ports.client}"
@@ -72,11 +56,11 @@ class NatsHub(pulumi.ComponentResource):
             JetStreamStreamArgs(
                 servers=[client_url],
                 user=creds.APP.user,
-                password=credentials.passwords[creds.APP.key],
+                password=nats.passwords[creds.APP.key],
                 config=hub_stream_config(settings.stream, hub.buffered_edges),
             ),
             # The stream is reached through the NodePort once the servers are up.
-            opts=ResourceOptions(parent=self, depends_on=[chart, service]),
+            opts=ResourceOptions(parent=self, depends_on=[nats.chart, service]),
         )
 
         self.client_url = Output.from_input(client_url)
@@ -89,7 +73,7 @@ class NatsHub(pulumi.ComponentResource):
         self.stream_name = Output.from_input(settings.stream.name)
         self.stream_subjects = Output.from_input(list(settings.stream.subjects))
         self.credentials_rotation = Output.from_input(settings.credentials_rotation)
-        self.passwords = credentials.passwords
+        self.passwords = nats.passwords
         self.register_outputs(self.stack_outputs())
 
     def stack_outputs(self) -> dict[str, Output[object]]:
