@@ -362,10 +362,10 @@ class StackSettings(Model):
                 f"stream.replicas {self.stream.replicas} is more than hub.replicas "
                 f"{hub.replicas}; lower stream.replicas or add hub servers"
             )
-        if self.release_name in {e.name for e in hub.edges}:
+        if self.cluster_name in {e.name for e in hub.edges}:
             raise ValueError(
-                f"hub.edges lists {self.release_name!r}, the hub's own cluster name (its "
-                "releaseName); a leaf with the hub's cluster name is refused: rename the edge"
+                f"hub.edges lists {self.cluster_name!r}, the hub's own cluster name (from "
+                "its releaseName); a leaf with the hub's cluster name is refused: rename the edge"
             )
         if hub.replicas == 2:
             raise ValueError(
@@ -374,9 +374,18 @@ class StackSettings(Model):
             )
 
     @property
+    def cluster_name(self) -> str:
+        return chart_fullname(self.release_name)
+
+    @property
     def edge_name(self) -> str:
         assert self.edge is not None and self.edge.server_name is not None
         return self.edge.server_name
+
+
+def chart_fullname(release_name: str) -> str:
+    """The chart's ``nats.fullname``: its StatefulSet's, and so the NATS cluster's, name."""
+    return release_name if "nats" in release_name else f"{release_name}-nats"
 
 
 class ConfigError(ValueError):

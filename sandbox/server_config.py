@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from components.settings import chart_fullname
+
 LOOPBACK = "127.0.0.1"
 
 # The chart's defaults (values.yaml) for the keys mirrored here.
@@ -63,15 +65,10 @@ class UnsupportedValues(ValueError):
     """Chart values that local mode cannot mirror; the message names the key."""
 
 
-def statefulset_name(release_name: str) -> str:
-    """The chart's ``nats.fullname``: the release name if it contains ``nats``."""
-    return release_name if "nats" in release_name else f"{release_name}-nats"
-
-
 def server_names(values: dict[str, Any], release_name: str, replicas: int) -> list[str]:
     """``SERVER_NAME`` of each pod: ``serverNamePrefix`` + pod name (``nats-0``...)."""
     prefix = values.get("config", {}).get("serverNamePrefix") or ""
-    base = statefulset_name(release_name)
+    base = chart_fullname(release_name)
     return [f"{prefix}{base}-{ordinal}" for ordinal in range(replicas)]
 
 
@@ -79,7 +76,7 @@ def chart_config(values: dict[str, Any], *, release_name: str = "nats") -> dict[
     """The nats.conf dict chart 1.2.4 renders for ``values`` (release ``release_name``)."""
     _check_mirrored(values)
     config = merge_overwrite(copy.deepcopy(CHART_DEFAULTS), copy.deepcopy(values))["config"]
-    name = statefulset_name(release_name)
+    name = chart_fullname(release_name)
     conf: dict[str, Any] = {
         "server_name": "<< $SERVER_NAME >>",
         "lame_duck_grace_period": "10s",

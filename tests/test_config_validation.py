@@ -214,3 +214,6 @@ def test_two_server_buffered_edge_cannot_keep_a_quorum() -> None:
 
 def test_an_edge_named_like_the_hub_cluster_is_refused() -> None:
     assert "rename the edge" in error_for(hub_with(hub={"edges": ["nats"]}))
+    # The chart appends -nats to a release name without it: release ops -> cluster ops-nats.
+    message = error_for(hub_with(releaseName="ops", hub={"edges": ["ops-nats"]}))
+    assert "'ops-nats', the hub's own cluster name" in message

@@ -10,6 +10,7 @@ import yaml
 from conftest import CHART_PATH, REPO_STACKS
 
 from components.chart_values import edge_values, hub_values
+from components.settings import chart_fullname
 from sandbox import server_config
 from sandbox.server_config import LocalAddresses, UnsupportedValues
 from sandbox.stacks import load_stacks
@@ -111,7 +112,7 @@ def test_server_names_follow_the_charts_prefix_and_pod_names():
     values = _values()
     assert server_config.server_names(values["hub"], "nats", 3) == ["nats-0", "nats-1", "nats-2"]
     assert server_config.server_names(values["edge-a"], "nats", 1) == ["edge-a-nats-0"]
-    assert server_config.statefulset_name("ops") == "ops-nats"
+    assert chart_fullname("ops") == "ops-nats"
 
 
 def test_chart_values_local_mode_does_not_mirror_are_refused():
