@@ -45,7 +45,7 @@ from sandbox import measure
 from sandbox.measure import Endpoint, median
 from sandbox.plan import Renderer, ServerPlan, mirror_renderer
 from sandbox.stacks import StackError, StackSet, load_stacks
-from sandbox.topology import BootError, Topology
+from sandbox.topology import Topology
 
 T = TypeVar("T")
 Say = Callable[[str], None]
@@ -157,7 +157,7 @@ def run_bench(
             )
         say(f"booting the topology in {state_dir}")
         started = time.perf_counter()
-        topology = _boot(stack_set, state_dir, render, say)
+        topology = Topology.boot(stack_set, state_dir, render=render, timeout=SETTLE_TIMEOUT)
         cleanup.callback(topology.down)
         say(f"booted {len(topology.plan.servers)} servers in {time.perf_counter() - started:.1f}s")
         paths = choose_paths(topology)
@@ -375,7 +375,7 @@ def _backlog_and_drain(
             )
         )
     except BaseException:
-        _start_hub(topology, say)
+        topology.start_hub()
         raise
     r.drain, r.hub_restart_seconds = _run(
         _restart_and_watch(topology, paths, before.last_seq, r.edge_local.stored, options, say)
@@ -416,7 +416,7 @@ async def _restart_and_watch(
         )
     )
     try:
-        await asyncio.to_thread(_start_hub, topology, say)
+        await asyncio.to_thread(topology.start_hub)
     except BaseException:
         watch.cancel()
         raise
@@ -737,34 +737,6 @@ def results_table(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _boot(stacks: StackSet, state_dir: Path, render: Renderer, say: Say) -> Topology:
-    """Boot, and once more if the hub did not settle (see ``_start_hub``)."""
-    try:
-        return Topology.boot(stacks, state_dir, render=render, timeout=SETTLE_TIMEOUT)
-    except BootError as error:
-        say(f"the topology did not boot ({_first_line(error)}); booting it once more")
-        return Topology.boot(stacks, state_dir, render=render, timeout=SETTLE_TIMEOUT)
-
-
-def _start_hub(topology: Topology, say: Say) -> None:
-    """``start_hub``, retried once (and said so in the round's lines).
-
-    Now and then (2 restarts in 12 here, nats-server 2.10.26) one JetStream meta
-    follower stays "not current" (lag 7-8, never active) and ``start_hub`` gives up;
-    stopping and starting the hub again clears it.
-    """
-    try:
-        topology.start_hub()
-    except BootError as error:
-        say(f"  the hub did not settle ({_first_line(error)}); stopping and starting it again")
-        topology.stop_hub()
-        topology.start_hub()
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).split(". ", 1)[0]
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

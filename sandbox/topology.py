@@ -331,18 +331,38 @@ class Topology:
                 "the servers could not reach each other's cluster ports",
             )
         self._say("waiting for the hub's JetStream meta leader")
-        self._wait(
-            "hub JetStream meta leader",
-            hub,
-            lambda: (
-                not any(_meta_problem(s, len(hub)) for s in hub)
-                and all(monitor.healthy(s.http_port) for s in hub)
-            ),
-            "JetStream did not elect a meta leader (needs a majority of hub servers)",
-            explain=lambda s: _meta_problem(s, len(hub)) or monitor.health_error(s.http_port),
-        )
-        if len(hub) > 1:
-            self._complete_meta_group()
+
+        def wait_meta(seconds: float) -> None:
+            self._wait(
+                "hub JetStream meta leader",
+                hub,
+                lambda: (
+                    not any(_meta_problem(s, len(hub)) for s in hub)
+                    and all(monitor.healthy(s.http_port) for s in hub)
+                ),
+                "JetStream did not elect a meta leader (needs a majority of hub servers)",
+                explain=lambda s: _meta_problem(s, len(hub)) or monitor.health_error(s.http_port),
+                seconds=seconds,
+            )
+
+        try:
+            wait_meta(self.timeout / 2)
+        except BootError:
+            # nats-server 2.10 now and then leaves a restarted meta follower "not current"
+            # for good. In Kubernetes the startup probe (/healthz) restarts such a pod;
+            # do the same here, once, then give the cluster the full timeout.
+            stuck = [s for s in hub if not monitor.healthy(s.http_port)]
+            if not stuck or len(stuck) > len(hub) // 2:
+                # Not one straggler: the cluster is slow as a whole; wait out the rest.
+                wait_meta(self.timeout / 2)
+                return self._complete_meta_group()
+            for server in stuck:
+                self._say(f"{server.name} stays unhealthy; restarting it as a startup probe would")
+                self.stop_server(server.name)
+                self._spawn(processes.nats_server_binary(), server)
+            self._wait_started(hub)
+            wait_meta(self.timeout)
+        self._complete_meta_group()
 
     def _complete_meta_group(self) -> None:
         """Every hub server in the JetStream meta group, or R3 streams cannot be placed.
@@ -352,6 +372,8 @@ class Topology:
         server out, and does not repair it; restarting that server makes it join.
         """
         hub = self.plan.hub_servers
+        if len(hub) == 1:
+            return
         names = {s.name for s in hub}
         members = self._members_within(hub, min(self.timeout, 5.0))
         if members == names:
@@ -421,8 +443,10 @@ class Topology:
         hint: str,
         *,
         explain: Callable[[ServerPlan], str] | None = None,
+        seconds: float | None = None,
     ) -> None:
-        deadline = time.monotonic() + self.timeout
+        seconds = self.timeout if seconds is None else seconds
+        deadline = time.monotonic() + seconds
         while True:
             for server in servers:
                 self._check_alive(server)
@@ -432,7 +456,7 @@ class Topology:
                 state = explain or (lambda s: monitor.health_error(s.http_port))
                 details = "; ".join(f"{s.name}: {state(s)} (log {s.log_path})" for s in servers)
                 raise BootError(
-                    f"{what} not ready within {self.timeout:.0f}s: {hint}. {details}. "
+                    f"{what} not ready within {seconds:.0f}s: {hint}. {details}. "
                     "Raise --timeout on a slow machine."
                 )
             time.sleep(_POLL)
