@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 
 from components.jetstream import JetStreamError
-from sandbox import bench, outage, output, processes
+from sandbox import arguments, bench, outage, output, processes
 from sandbox import state as state_store
 from sandbox.server_config import UnsupportedValues
 from sandbox.stacks import StackError, load_stacks
@@ -75,28 +75,30 @@ def _parser() -> argparse.ArgumentParser:
     boot = argparse.ArgumentParser(add_help=False)
     boot.add_argument(
         "--stacks",
-        type=_stack_list,
+        type=arguments.stack_list,
         default=None,
         help="comma-separated stack names, one hub and any edges (default: every stack file)",
     )
     boot.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS_DIR)
     boot.add_argument(
         "--base-port",
-        type=_port,
+        type=arguments.port,
         default=None,
         help="assign ports upwards from here (default: free ports picked at run time)",
     )
     boot.add_argument(
         "--timeout",
-        type=_seconds,
+        type=arguments.seconds,
         default=DEFAULT_TIMEOUT,
         help=f"bound of each wait in seconds (default {DEFAULT_TIMEOUT:.0f})",
     )
     checks = argparse.ArgumentParser(add_help=False)
-    checks.add_argument("--count", type=_positive, default=3, help="events per edge (default 3)")
+    checks.add_argument(
+        "--count", type=arguments.positive, default=3, help="events per edge (default 3)"
+    )
     checks.add_argument(
         "--verify-timeout",
-        type=_seconds,
+        type=arguments.seconds,
         default=30.0,
         help="how long events may take to arrive, in seconds (default 30)",
     )
@@ -117,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=cmd_verify)
     logs = sub.add_parser("logs", parents=[common], help="a server's log")
     logs.add_argument("server", help="server name, e.g. nats-0 or edge-a-nats-0")
-    logs.add_argument("--lines", type=_positive, default=50)
+    logs.add_argument("--lines", type=arguments.positive, default=50)
     logs.set_defaults(run=cmd_logs)
     creds = sub.add_parser("credentials", parents=[common], help="print generated passwords")
     creds.add_argument("--stack", default=None, help="only this stack")
@@ -255,40 +257,6 @@ def _summary(console: Console, topology: Topology, ok: bool) -> None:
         "  configs from the same chart values `pulumi up` deploys; "
         "passwords only in the environment, never in nats.conf"
     )
-
-
-def _stack_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give stack names like hub,edge-a,edge-b")
-    return names
-
-
-def _port(text: str) -> int:
-    port = _positive(text)
-    if not 1024 <= port <= 65000:
-        raise argparse.ArgumentTypeError(f"{port} is not a port in 1024-65000")
-    return port
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from nats.aio.client import Client
 from rich.console import Console
 
 from components.jetstream import JetStreamError, Target, connected
-from sandbox import events, monitor
+from sandbox import arguments, events, monitor
 from sandbox import state as state_store
 from sandbox.stacks import StackError, load_stacks
 from sandbox.topology import DEFAULT_TIMEOUT, NotUp, Topology
@@ -656,14 +656,14 @@ def register(subparsers: Any) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events",
-        type=_positive,
+        type=arguments.positive,
         default=DEFAULT_EVENTS,
         help=f"events per buffered edge (default {DEFAULT_EVENTS}); a tenth before the "
         "outage, the rest while the hub is down",
     )
     parser.add_argument(
         "--before",
-        type=_non_negative,
+        type=arguments.non_negative,
         default=None,
         help="of those, how many to publish before the outage (default a tenth)",
     )
@@ -690,13 +690,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=arguments.seconds,
         default=DEFAULT_TIMEOUT,
         help=f"bound of each server wait in seconds (default {DEFAULT_TIMEOUT:.0f})",
     )
     parser.add_argument(
         "--drain-timeout",
-        type=_seconds,
+        type=arguments.seconds,
         default=DEFAULT_DRAIN_TIMEOUT,
         help="how long the hub stream may take to hold every event, in seconds "
         f"(default {DEFAULT_DRAIN_TIMEOUT:.0f})",
@@ -811,30 +811,3 @@ def print_report(console: Console, report: OutageReport) -> None:
         console.print("[bold green]outage: OK[/] - every event stored exactly once, in order")
     else:
         console.print("[bold red]outage: FAILED[/]")
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
