@@ -23,6 +23,22 @@ from components.settings import chart_fullname
 
 LOOPBACK = "127.0.0.1"
 
+# What ``localize`` may change, and nothing else: addresses, ports, routes, files.
+LOCALIZED_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "http_port",
+        "pid_file",
+        "leafnodes.host",
+        "leafnodes.port",
+        "cluster.host",
+        "cluster.port",
+        "cluster.routes",
+        "jetstream.store_dir",
+    }
+)
+
 # The chart's defaults (values.yaml) for the keys mirrored here.
 CHART_DEFAULTS: dict[str, Any] = {
     "config": {

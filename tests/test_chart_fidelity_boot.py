@@ -16,6 +16,7 @@ from conftest import BOOT_TIMEOUT, CHART_PATH, REPO_STACKS
 from components.chart_values import edge_values, hub_values
 from sandbox import server_config
 from sandbox.plan import server_env
+from sandbox.server_config import LOCALIZED_KEYS
 from sandbox.stacks import Stack, load_stacks
 from sandbox.topology import Topology
 from sandbox.verify import verify
@@ -24,18 +25,6 @@ pytestmark = [pytest.mark.nats, pytest.mark.chart]
 
 CONFIG_MAP = "nats/templates/config-map.yaml"
 STATEFUL_SET = "nats/templates/stateful-set.yaml"
-LOCAL_KEYS = {
-    "host",
-    "port",
-    "http_port",
-    "pid_file",
-    "leafnodes.host",
-    "leafnodes.port",
-    "cluster.host",
-    "cluster.port",
-    "cluster.routes",
-    "jetstream.store_dir",
-}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +86,7 @@ def test_each_server_runs_the_charts_config_with_only_addresses_ports_and_dirs_c
             changed = {
                 k for k in rendered.keys() | booted.keys() if rendered.get(k) != booted.get(k)
             }
-            assert changed <= LOCAL_KEYS, f"{server.name}: {sorted(changed - LOCAL_KEYS)}"
+            assert changed <= LOCALIZED_KEYS, f"{server.name}: {sorted(changed - LOCALIZED_KEYS)}"
 
 
 def test_server_names_and_environment_are_those_of_the_charts_pods(chart, chart_topology):

@@ -12,23 +12,10 @@ from conftest import CHART_PATH, REPO_STACKS
 from components.chart_values import edge_values, hub_values
 from components.settings import chart_fullname
 from sandbox import server_config
-from sandbox.server_config import LocalAddresses, UnsupportedValues
+from sandbox.server_config import LOCALIZED_KEYS, LocalAddresses, UnsupportedValues
 from sandbox.stacks import load_stacks
 
 CONFIG_MAP = "nats/templates/config-map.yaml"
-# What localize may change, and nothing else: addresses, ports, routes, files.
-LOCAL_KEYS = {
-    "host",
-    "port",
-    "http_port",
-    "pid_file",
-    "leafnodes.host",
-    "leafnodes.port",
-    "cluster.host",
-    "cluster.port",
-    "cluster.routes",
-    "jetstream.store_dir",
-}
 
 
 def _values() -> dict[str, dict[str, Any]]:
@@ -93,7 +80,7 @@ def test_loopback_rewrite_changes_only_addresses_ports_and_directories(stack):
     )
     before, after = _flatten(conf), _flatten(server_config.localize(conf, local))
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-    assert changed <= LOCAL_KEYS
+    assert changed <= LOCALIZED_KEYS
     assert after["host"] == "127.0.0.1"
     assert after["server_name"] == "<< $SERVER_NAME >>"
 
