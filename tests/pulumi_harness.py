@@ -130,6 +130,9 @@ def run_program(
 ) -> ProgramRun:
     """Run ``__main__.py`` as stack ``stack`` (config from its stack file unless given)."""
     loop = asyncio.new_event_loop()
+    # A failing program's error reaches the caller through run_pulumi_func; the copies
+    # Pulumi leaves in other futures would only be logged again at garbage collection.
+    loop.set_exception_handler(lambda _loop, _context: None)
     asyncio.set_event_loop(loop)
     mocks = RecordingMocks(hub_outputs, hub_secret_outputs or [])
     pulumi.runtime.set_all_config(
