@@ -162,6 +162,7 @@ def hub_count(topology: Topology, subject: str) -> int | None:
 # ---------------------------------------------------------------------------- drills
 
 
+@pytest.mark.nats
 def test_outage_drill_every_event_arrives_once_in_order_after_the_hub_returns(topology):
     report = outage.drill(topology, events_per_edge=500, before=100, cut="hub")
 
@@ -179,6 +180,7 @@ def test_outage_drill_every_event_arrives_once_in_order_after_the_hub_returns(to
     assert hub_count(topology, f"ops.edge-a.outage.{report.run}") == 500
 
 
+@pytest.mark.nats
 def test_link_drill_the_edge_buffers_while_only_its_leafnode_link_is_cut(topology):
     # edge-a's leafnodes dial nats-0 only: stopping it cuts the link while the hub keeps
     # two of three servers, its meta leader and the stream's quorum.
@@ -194,6 +196,7 @@ def test_link_drill_the_edge_buffers_while_only_its_leafnode_link_is_cut(topolog
     assert hub_count(topology, f"ops.edge-a.outage.{report.run}") == 300
 
 
+@pytest.mark.nats
 def test_restarting_the_edge_server_loses_and_repeats_nothing(topology):
     # The other way to bounce the link: restart the buffered edge itself (its remotes
     # reconnect, its file-storage stream keeps what the hub had not sourced yet).
@@ -215,6 +218,7 @@ def test_restarting_the_edge_server_loses_and_repeats_nothing(topology):
     assert hub_count(topology, sent.subject) == 400
 
 
+@pytest.mark.nats
 def test_mixed_edges_publishing_at_once_are_each_stored_exactly_once(topology):
     buffered, plain = publishers(topology, 400, "edge-a", "edge-b")
 
@@ -250,6 +254,7 @@ def edge_stream_count(topology: Topology, edge: str, subject: str) -> int:
     return run(ask())
 
 
+@pytest.mark.nats
 def test_losing_one_hub_server_while_edges_publish_loses_nothing(topology):
     # The hardest single loss: the stream's leader, on a server neither edge dials (so
     # both keep their links and publish on throughout).
@@ -347,6 +352,7 @@ def memory_stacks(tmp_path: Path) -> Path:
     return directory
 
 
+@pytest.mark.nats
 def test_a_memory_hub_loses_its_stream_and_the_redeclared_one_resources_the_edges(
     boot, memory_stacks
 ):
@@ -379,6 +385,7 @@ def test_a_memory_hub_loses_its_stream_and_the_redeclared_one_resources_the_edge
     assert hub_count(topology, sent.subject) == 300
 
 
+@pytest.mark.nats
 def test_the_refreshed_stream_resource_forgets_the_lost_stream_and_creates_it_again(
     boot, memory_stacks
 ):
@@ -407,6 +414,7 @@ def test_the_refreshed_stream_resource_forgets_the_lost_stream_and_creates_it_ag
     assert (found.delivered, outcome(found)) == (50, EXACTLY_ONCE)
 
 
+@pytest.mark.nats
 def test_a_memory_hub_restarted_in_place_resources_its_empty_stream_once(boot, memory_stacks):
     # Servers restarted with their disk (a container restart in the same pod): the
     # cluster still knows the stream and re-creates it empty; it sources edge-a again
@@ -434,6 +442,7 @@ def outage_command(*argv: str) -> int:
     return cli.main(["outage", *argv])
 
 
+@pytest.mark.nats
 def test_the_outage_command_boots_drills_reports_json_and_cleans_up(tmp_path, capsys):
     state_dir = tmp_path / "state"
     code = outage_command(
@@ -457,6 +466,7 @@ def test_the_outage_command_boots_drills_reports_json_and_cleans_up(tmp_path, ca
     assert servers_running_from(state_dir) == []  # it stopped what it started
 
 
+@pytest.mark.nats
 def test_the_outage_command_drills_a_running_sandbox_and_leaves_it_up(boot, tmp_path, capsys):
     # A one-server memory hub: the restart loses the stream, the drill re-declares it.
     stacks_dir = write_stacks(tmp_path / "stacks", edges={"edge-a": {"buffered": True}})
