@@ -685,6 +685,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stacks-dir", type=Path, default=Path(__file__).parents[1] / "stacks")
     parser.add_argument(
         "--stacks",
+        type=arguments.stack_list,
         default=None,
         help="stacks to boot (default: the hub and every buffered edge in --stacks-dir)",
     )
@@ -768,7 +769,7 @@ def _running(state_dir: Path, timeout: float) -> Topology | None:
 
 def _stack_names(args: argparse.Namespace) -> list[str]:
     if args.stacks:
-        return [n.strip() for n in args.stacks.split(",") if n.strip()]
+        return list(args.stacks)
     every = load_stacks(args.stacks_dir)
     buffered = set(every.buffered_edges)
     edges = [e.name for e in every.edges if e.settings.edge_name in buffered]
