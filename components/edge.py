@@ -11,6 +11,7 @@ from pulumi import Output, ResourceOptions
 from components import chart_release
 from components import credentials as creds
 from components.chart_values import CLIENT_PORT, HubFacts, edge_values
+from components.nats_credentials import credential_outputs
 from components.settings import StackSettings
 from components.stream_config import edge_buffer_stream_config
 from components.stream_resource import JetStreamStream, JetStreamStreamArgs
@@ -61,6 +62,8 @@ class NatsEdge(pulumi.ComponentResource):
             f"{name}-hub", stack_name=edge.hub_stack, opts=ResourceOptions(parent=self)
         )
         leafnode_url = hub.require_output("leafnodeUrl")
+        stream_name = hub.require_output("streamName")
+        stream_subjects = hub.require_output("streamSubjects")
 
         def admitted_values(facts: list[Any]) -> dict[str, Any]:
             name_, subjects, rotation, hub_edges, hub_buffered = facts
@@ -68,8 +71,8 @@ class NatsEdge(pulumi.ComponentResource):
             return edge_values(settings, HubFacts(name_, tuple(subjects), rotation))
 
         values = Output.all(
-            hub.require_output("streamName"),
-            hub.require_output("streamSubjects"),
+            stream_name,
+            stream_subjects,
             hub.require_output("credentialsRotation"),
             hub.require_output("edges"),
             hub.require_output("bufferedEdges"),
@@ -106,9 +109,7 @@ class NatsEdge(pulumi.ComponentResource):
                         servers=[client_url],
                         user=creds.APP.user,
                         password=nats.passwords[creds.APP.key],
-                        config=Output.all(
-                            hub.require_output("streamName"), hub.require_output("streamSubjects")
-                        ).apply(
+                        config=Output.all(stream_name, stream_subjects).apply(
                             lambda hub_stream: edge_buffer_stream_config(
                                 hub_stream[0], list(hub_stream[1]), edge.buffer
                             )
@@ -129,7 +130,4 @@ class NatsEdge(pulumi.ComponentResource):
             "hubLeafnodeUrl": self.hub_leafnode_url,
             "clientUrl": self.client_url,
         }
-        for credential in creds.EDGE_CREDENTIALS:
-            outputs[credential.user_output] = Output.from_input(credential.user)
-            outputs[credential.password_output] = self.passwords[credential.key]
-        return outputs
+        return outputs | credential_outputs(creds.EDGE_CREDENTIALS, self.passwords)

@@ -10,6 +10,7 @@ from pulumi import Output, ResourceOptions
 from components import chart_release
 from components import credentials as creds
 from components.chart_values import CLIENT_PORT, LEAFNODE_PORT, hub_values
+from components.nats_credentials import credential_outputs
 from components.settings import StackSettings
 from components.stream_config import hub_stream_config
 from components.stream_resource import JetStreamStream, JetStreamStreamArgs
@@ -88,7 +89,4 @@ class NatsHub(pulumi.ComponentResource):
             "streamSubjects": self.stream_subjects,
             "credentialsRotation": self.credentials_rotation,
         }
-        for credential in creds.HUB_CREDENTIALS:
-            outputs[credential.user_output] = Output.from_input(credential.user)
-            outputs[credential.password_output] = self.passwords[credential.key]
-        return outputs
+        return outputs | credential_outputs(creds.HUB_CREDENTIALS, self.passwords)

@@ -65,3 +65,15 @@ class NatsCredentials(pulumi.ComponentResource):
             opts=ResourceOptions(parent=self),
         )
         self.register_outputs({"secretName": self.secret.metadata.name})
+
+
+def credential_outputs(
+    credentials: Sequence[Credential], passwords: Mapping[str, Output[str]]
+) -> dict[str, Output[object]]:
+    """``<key>User``/``<key>Password`` per user: each password its own top-level secret
+    output, since one secret inside an exported object makes all of it secret."""
+    outputs: dict[str, Output[object]] = {}
+    for credential in credentials:
+        outputs[credential.user_output] = Output.from_input(credential.user)
+        outputs[credential.password_output] = passwords[credential.key]
+    return outputs
