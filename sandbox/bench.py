@@ -36,10 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sandbox import measure
 from sandbox.measure import Endpoint, median
@@ -47,7 +47,6 @@ from sandbox.plan import Renderer, ServerPlan, mirror_renderer
 from sandbox.stacks import StackError, StackSet, load_stacks
 from sandbox.topology import Topology
 
-T = TypeVar("T")
 Say = Callable[[str], None]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +206,9 @@ def run_round(
     r.leader = place_leader(paths, options, timeout)
     say(f"round {index}/{options.rounds} (stream leader {r.leader}, entry {paths.direct_server})")
 
-    r.fanout = _run(
+    # A fresh loop per measurement: the topology's own calls (stop/start, stream
+    # declarations) run their own loops and must not be nested in ours.
+    r.fanout = asyncio.run(
         measure.fanout(
             paths.direct,
             BENCH_SUBJECT,
@@ -248,7 +249,7 @@ def run_round(
         say(f"  acked {size} B window {options.window}: " + _pair(into))
 
     for path in order:
-        r.fire[path] = _run(
+        r.fire[path] = asyncio.run(
             measure.fire_and_forget(
                 endpoint[path],
                 paths.direct,
@@ -263,7 +264,7 @@ def run_round(
     say(f"  fire-and-forget {options.payload} B until stored: " + _pair(r.fire))
 
     for path in order:
-        r.latency[path] = _run(
+        r.latency[path] = asyncio.run(
             measure.ack_latency(
                 endpoint[path],
                 SUBJECT,
@@ -286,7 +287,7 @@ def run_round(
 def place_leader(paths: Paths, options: BenchOptions, timeout: float) -> str | None:
     """Put the stream leader where ``options`` says (elections put it anywhere)."""
     entry = paths.direct_server
-    return _run(
+    return asyncio.run(
         measure.place_stream_leader(
             paths.direct,
             paths.stream,
@@ -324,7 +325,7 @@ def paired_acked(
         path = pattern[index % 4]
         before = cpu_seconds(pids or {})
         parts[path].append(
-            _run(
+            asyncio.run(
                 measure.acked_ingest(
                     endpoint[path],
                     SUBJECT,
@@ -361,10 +362,10 @@ def _backlog_and_drain(
     topology: Topology, paths: Paths, options: BenchOptions, r: Round, say: Say
 ) -> None:
     """Hub down -> acked backlog on the buffered edge -> hub up -> time the drain."""
-    before = _run(measure.stream_state(paths.direct, paths.stream, timeout=options.timeout))
+    before = asyncio.run(measure.stream_state(paths.direct, paths.stream, timeout=options.timeout))
     topology.stop_hub()
     try:
-        r.edge_local = _run(
+        r.edge_local = asyncio.run(
             measure.acked_ingest(
                 paths.buffered,
                 SUBJECT,
@@ -377,7 +378,7 @@ def _backlog_and_drain(
     except BaseException:
         topology.start_hub()
         raise
-    r.drain, r.hub_restart_seconds = _run(
+    r.drain, r.hub_restart_seconds = asyncio.run(
         _restart_and_watch(topology, paths, before.last_seq, r.edge_local.stored, options, say)
     )
     _purge(paths)
@@ -739,14 +740,8 @@ def results_table(result: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    # One loop per measurement: the topology's own calls (stop/start, stream declarations)
-    # run their own loops and must not be nested in ours.
-    return asyncio.run(coroutine)
-
-
 def _purge(paths: Paths) -> None:
-    _run(measure.purge_stream(paths.direct, paths.stream))
+    asyncio.run(measure.purge_stream(paths.direct, paths.stream))
 
 
 def _endpoint(topology: Topology, server: ServerPlan, label: str) -> Endpoint:

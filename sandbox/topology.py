@@ -264,10 +264,10 @@ class Topology:
             if self.running(server.name):
                 self._say(f"declaring stream {config['name']!r} on edge {edge}")
                 target = self.target(server.name, "app", timeout=self.timeout)
-                _run(jetstream.create_stream(target, config))
+                asyncio.run(jetstream.create_stream(target, config))
         self._say(f"declaring stream {self.plan.stream['name']!r} on the hub")
         # components.jetstream waits out a placement that is pending right after boot.
-        _run(
+        asyncio.run(
             jetstream.create_stream(self.hub_target("app", timeout=self.timeout), self.plan.stream)
         )
 
@@ -562,7 +562,3 @@ def _refuse_if_running(state_dir: Path) -> None:
             f"a sandbox is already up from {state_dir} ({', '.join(alive)} running); "
             "run `python -m sandbox down` first, or pass another --state-dir"
         )
-
-
-def _run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
