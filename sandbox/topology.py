@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from components import credentials as creds
 from components import jetstream
-from sandbox import monitor, processes
+from sandbox import hub_health, monitor, processes
 from sandbox import state as state_store
 from sandbox.plan import (
     Plan,
@@ -51,6 +51,10 @@ Progress = Callable[[str], None]
 
 DEFAULT_TIMEOUT = 60.0
 _POLL = 0.2
+_LOG_LINES = 4  # of each failing server's log in a boot error
+# A hub server still unready after this share of the timeout, while a majority is ready,
+# is restarted (see sandbox.hub_health): 20 s of the default 60 s leaves it 40 s to rejoin.
+_STRAGGLER_SHARE = 1 / 3
 _USERS = {"app": creds.APP, "admin": creds.ADMIN}
 _LEAF_ACCOUNTS = sorted(r.account for r in creds.EDGE_REMOTES)
 
@@ -202,10 +206,13 @@ class Topology:
             return
         processes.check_ports_free(server.ports())
         self._spawn(processes.nats_server_binary(), server)
-        if wait:
+        if not wait:
+            return
+        if server.role == "hub":
+            self._wait_hub()
+        else:
             self._wait_started([server])
-            if server.role == "edge":
-                self._wait_leafs([server])
+            self._wait_leafs([server])
 
     def stop_server(self, name: str, *, timeout: float = 10.0) -> bool:
         """Stop one server by pid; False if it was not running."""
@@ -320,84 +327,30 @@ class Topology:
         self._save()
 
     def _wait_hub(self) -> None:
-        hub = self.plan.hub_servers
-        self._wait_started(hub)
-        if len(hub) > 1:
-            self._say("waiting for the hub cluster routes")
-            self._wait(
-                "hub cluster routes",
-                hub,
-                lambda: all(monitor.route_count(s.http_port) >= len(hub) - 1 for s in hub),
-                "the servers could not reach each other's cluster ports",
-            )
-        self._say("waiting for the hub's JetStream meta leader")
-
-        def wait_meta(seconds: float) -> None:
-            self._wait(
-                "hub JetStream meta leader",
-                hub,
-                lambda: (
-                    not any(_meta_problem(s, len(hub)) for s in hub)
-                    and all(monitor.healthy(s.http_port) for s in hub)
-                ),
-                "JetStream did not elect a meta leader (needs a majority of hub servers)",
-                explain=lambda s: _meta_problem(s, len(hub)) or monitor.health_error(s.http_port),
-                seconds=seconds,
-            )
-
-        try:
-            wait_meta(self.timeout / 2)
-        except BootError:
-            # nats-server 2.10 now and then leaves a restarted meta follower "not current"
-            # for good. In Kubernetes the startup probe (/healthz) restarts such a pod;
-            # do the same here, once, then give the cluster the full timeout.
-            stuck = [s for s in hub if not monitor.healthy(s.http_port)]
-            if not stuck or len(stuck) > len(hub) // 2:
-                # Not one straggler: the cluster is slow as a whole; wait out the rest.
-                wait_meta(self.timeout / 2)
-                return self._complete_meta_group()
-            for server in stuck:
-                self._say(f"{server.name} stays unhealthy; restarting it as a startup probe would")
-                self.stop_server(server.name)
-                self._spawn(processes.nats_server_binary(), server)
-            self._wait_started(hub)
-            wait_meta(self.timeout)
-        self._complete_meta_group()
-
-    def _complete_meta_group(self) -> None:
-        """Every hub server in the JetStream meta group, or R3 streams cannot be placed.
-
-        nats-server 2.10 sometimes bootstraps a fresh cluster whose servers all start at
-        once (as the chart's Parallel StatefulSet does) with a meta group that leaves one
-        server out, and does not repair it; restarting that server makes it join.
-        """
-        hub = self.plan.hub_servers
-        if len(hub) == 1:
-            return
-        names = {s.name for s in hub}
-        members = self._members_within(hub, min(self.timeout, 5.0))
-        if members == names:
-            return
-        # Without a known leader there is nothing to judge by: only wait, restart nothing.
-        for name in sorted(names - members if members else set()):
-            self._say(f"{name} is outside the JetStream meta group; restarting it")
-            self.stop_server(name)
-            self._spawn(processes.nats_server_binary(), self.plan.server(name))
-        self._wait_started(hub)
-        self._wait(
-            "hub JetStream meta group",
-            hub,
-            lambda: _meta_members(hub) == names,
-            "a hub server did not join the JetStream meta group",
-            explain=lambda s: f"meta group {sorted(_meta_members(hub))}",
+        """Wait until every running hub server is ready, restarting a lone straggler."""
+        hub = [s for s in self.plan.hub_servers if self.running(s.name)]
+        self._say(
+            f"waiting for the hub cluster ({', '.join(s.name for s in hub)}): "
+            "routes, JetStream meta leader, /healthz"
         )
+        stragglers = hub_health.Stragglers(patience=self.timeout * _STRAGGLER_SHARE)
 
-    def _members_within(self, hub: list[ServerPlan], seconds: float) -> set[str]:
-        names = {s.name for s in hub}
-        deadline = time.monotonic() + seconds
-        while (members := _meta_members(hub)) != names and time.monotonic() < deadline:
-            time.sleep(_POLL)
-        return members
+        def ready() -> bool:
+            problems = hub_health.hub_problems(hub)
+            for name in stragglers.due(problems, time.monotonic()):
+                self._say(f"{name} alone stays unready ({problems[name]}); restarting it")
+                self.stop_server(name, timeout=3.0)
+                self._spawn(processes.nats_server_binary(), self.plan.server(name))
+            return not any(problems.values())
+
+        self._wait(
+            "hub cluster",
+            hub,
+            ready,
+            "the hub servers did not form a JetStream cluster (routes need each other's "
+            "cluster ports; a meta leader needs a majority of the hub servers)",
+            explain=lambda s: hub_health.hub_problems(hub)[s.name] or "ready",
+        )
 
     def _wait_started(self, servers: list[ServerPlan]) -> None:
         names = ", ".join(s.name for s in servers)
@@ -454,10 +407,10 @@ class Topology:
                 return
             if time.monotonic() >= deadline:
                 state = explain or (lambda s: monitor.health_error(s.http_port))
-                details = "; ".join(f"{s.name}: {state(s)} (log {s.log_path})" for s in servers)
+                details = "\n".join(_server_report(s, state(s)) for s in servers)
                 raise BootError(
-                    f"{what} not ready within {seconds:.0f}s: {hint}. {details}. "
-                    "Raise --timeout on a slow machine."
+                    f"{what} not ready within {seconds:.0f}s: {hint}. "
+                    f"Raise --timeout on a slow machine.\n{details}"
                 )
             time.sleep(_POLL)
 
@@ -514,29 +467,13 @@ def _status(
     )
 
 
-def _meta_problem(server: ServerPlan, size: int) -> str:
-    """Why the server's JetStream meta group is not usable yet ("" when it is)."""
-    jsz = monitor.jsz(server.http_port)
-    if not jsz:
-        return "no /jsz answer"
-    if jsz.get("disabled"):
-        return "JetStream disabled"
-    if size == 1:
-        return ""
-    meta = jsz.get("meta_cluster") or {}
-    if not meta.get("leader"):
-        return f"no meta leader known (meta group of {meta.get('cluster_size', 0)} of {size})"
-    # The meta group's size may lag while it bootstraps; stream placement is retried.
-    return ""
-
-
-def _meta_members(hub: list[ServerPlan]) -> set[str]:
-    """Servers of the JetStream meta group, as its leader reports them."""
-    for server in hub:
-        meta = (monitor.jsz(server.http_port) or {}).get("meta_cluster") or {}
-        if meta.get("leader") == server.name:
-            return {server.name} | {r["name"] for r in meta.get("replicas") or []}
-    return set()
+def _server_report(server: ServerPlan, state: str) -> str:
+    """One line per server for a boot error; the log's last lines where something is wrong."""
+    line = f"  {server.name}: {state} (log {server.log_path})"
+    if state in ("ok", "ready"):
+        return line
+    log = processes.tail(server.log_path, _LOG_LINES)
+    return line + "".join(f"\n    | {entry}" for entry in log.splitlines())
 
 
 def _busy_port(log: str) -> str | None:
