@@ -104,29 +104,7 @@ async def api(
     allow_missing: bool = False,
 ) -> dict[str, Any] | None:
     """One JetStream API request; returns None for a missing stream if ``allow_missing``."""
-    subject = f"{target.api_prefix}.{verb}"
-    payload = json.dumps(wire_numbers(body)).encode() if body is not None else b""
-    deadline = time.monotonic() + min(target.timeout, 60.0)
-    while True:
-        try:
-            reply = await client.request(subject, payload, timeout=5.0)
-            if not _placement_pending(reply.data) or time.monotonic() >= deadline:
-                break
-        except nats.errors.NoRespondersError:
-            # JetStream is still electing its meta leader after a (re)start.
-            if time.monotonic() >= deadline:
-                raise JetStreamError(
-                    f"no JetStream answered {subject} at {target.describe()}; check that "
-                    "JetStream is enabled for the account (and the domain, for an edge)"
-                ) from None
-        except nats.errors.TimeoutError:
-            if time.monotonic() >= deadline:
-                raise JetStreamError(
-                    f"JetStream did not answer {subject} at {target.describe()} in time; "
-                    "check `server report jetstream` for a meta leader"
-                ) from None
-        await asyncio.sleep(0.5)
-    response = json.loads(reply.data)
+    response = await request(client, target, verb, body)
     error = response.get("error")
     if error:
         if allow_missing and error.get("err_code") == STREAM_NOT_FOUND:
@@ -142,6 +120,38 @@ async def api(
             f"(code {error.get('err_code')})"
         )
     return response
+
+
+async def request(
+    client: Client, target: Target, verb: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The API's JSON reply, error replies included.
+
+    Silence is waited out for ``target.timeout`` (60 s at most): right after servers
+    (re)start, the meta leader or the stream's leader is still being elected and nobody
+    answers; a pending replica placement is retried as well.
+    """
+    subject = f"{target.api_prefix}.{verb}"
+    payload = json.dumps(wire_numbers(body)).encode() if body is not None else b""
+    deadline = time.monotonic() + min(target.timeout, 60.0)
+    while True:
+        try:
+            reply = await client.request(subject, payload, timeout=5.0)
+            if not _placement_pending(reply.data) or time.monotonic() >= deadline:
+                return json.loads(reply.data)
+        except nats.errors.NoRespondersError:
+            if time.monotonic() >= deadline:
+                raise JetStreamError(
+                    f"no JetStream answered {subject} at {target.describe()}; check that "
+                    "JetStream is enabled for the account (and the domain, for an edge)"
+                ) from None
+        except nats.errors.TimeoutError:
+            if time.monotonic() >= deadline:
+                raise JetStreamError(
+                    f"JetStream did not answer {subject} at {target.describe()} in time; "
+                    "check `server report jetstream` for a meta leader"
+                ) from None
+        await asyncio.sleep(0.5)
 
 
 def _placement_pending(data: bytes) -> bool:

@@ -12,6 +12,7 @@ Modules, each with one job (pure ones first):
 - ``state``          state dir: passwords in 0600 files, ``state.json`` with pids
 - ``processes``      nats-server binary, free/busy ports, start/stop by pid
 - ``monitor``        HTTP monitoring reads (/healthz, /leafz, /jsz...)
+- ``hub_health``     is the hub ready; which lone straggler to restart (judging pure)
 - ``topology``       ``Topology``: boot, attach, stop/start servers, targets, streams
 - ``events``         publish, live subscribe, count events in a stream, system pings
 - ``verify``         the runbook's daily checks as a ``VerifyReport``

@@ -32,6 +32,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from components import jetstream
 from components.jetstream import JetStreamError, Target, connected
 
 NO_MESSAGE = 10037  # JSNoMessageFoundErr
@@ -106,13 +107,7 @@ async def stream_info(
 ) -> dict[str, Any] | None:
     """``stream info`` (and ``stream subjects`` with ``subjects``); None if there is none."""
     body = {"subjects_filter": ">"} if subjects else {}
-    reply = await _api(client, target, f"STREAM.INFO.{stream}", body)
-    error = reply.get("error")
-    if error:
-        if error.get("err_code") == 10059:
-            return None
-        raise JetStreamError(f"stream info {stream}: {error.get('description')}")
-    return reply
+    return await jetstream.api(client, target, f"STREAM.INFO.{stream}", body, allow_missing=True)
 
 
 async def last_seq(client: Client, target: Target, stream: str) -> int:
@@ -135,7 +130,7 @@ async def stream_events(
     events: list[Event] = []
     seq = max(1, start_seq)
     while len(events) < limit:
-        reply = await _api(
+        reply = await jetstream.request(
             client, target, f"STREAM.MSG.GET.{stream}", {"seq": seq, "next_by_subj": subject}
         )
         error = reply.get("error")
@@ -270,15 +265,3 @@ async def server_ping(
         await asyncio.wait_for(enough.wait(), timeout)
     await sub.unsubscribe()
     return sorted(replies, key=lambda r: r.get("server", {}).get("name", ""))
-
-
-async def _api(client: Client, target: Target, verb: str, body: dict[str, Any]) -> dict[str, Any]:
-    subject = f"{target.api_prefix}.{verb}"
-    try:
-        reply = await client.request(subject, json.dumps(body).encode(), timeout=5.0)
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as error:
-        raise JetStreamError(
-            f"JetStream did not answer {verb} at {target.describe()} ({type(error).__name__}); "
-            "check `python -m sandbox status`"
-        ) from None
-    return json.loads(reply.data)

@@ -227,7 +227,10 @@ class Topology:
         self._stop([s.name for s in self.plan.hub_servers], timeout)
 
     def start_hub(self) -> None:
-        """Start every hub server again and wait for the cluster, JetStream and the edges."""
+        """Start the stopped hub servers; wait until the whole hub is ready and the edges joined.
+
+        With every hub server running it only waits (and restarts a lone straggler).
+        """
         binary = processes.nats_server_binary()
         hub = [s for s in self.plan.hub_servers if not self.running(s.name)]
         for server in hub:

@@ -123,8 +123,9 @@ def topology(drill_topology: Topology) -> Iterator[Topology]:
 
 
 def restore(topology: Topology) -> None:
-    if not all(topology.running(s.name) for s in topology.plan.hub_servers):
-        topology.start_hub()
+    # Also when every hub server runs: it waits until the whole hub is ready again
+    # (stream leaders elected, no silent follower), so the next drill starts clean.
+    topology.start_hub()
     for server in topology.plan.edge_servers:
         topology.start_server(server.name)  # no-op when it runs
 
