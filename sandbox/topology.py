@@ -334,7 +334,7 @@ class Topology:
         hub = [s for s in self.plan.hub_servers if self.running(s.name)]
         self._say(
             f"waiting for the hub cluster ({', '.join(s.name for s in hub)}): "
-            "routes, JetStream meta leader, /healthz"
+            "routes, JetStream meta group, stream leaders, /healthz"
         )
         stragglers = hub_health.Stragglers(patience=self.timeout * _STRAGGLER_SHARE)
 
